@@ -1,0 +1,89 @@
+"""Column and table names: one name per idea, used by every module and notebook.
+
+Import these constants instead of writing column names as strings, e.g.
+``df[PRODUCT_ID]`` rather than ``df["product_id"]``.
+"""
+from __future__ import annotations
+
+# --- ids -------------------------------------------------------------------
+PRODUCT_ID = "product_id"
+USER_ID = "user_id"
+QUERY_ID = "query_id"
+SESSION_ID = "session_id"
+EVENT_ID = "event_id"
+REVIEW_ID = "review_id"
+
+# --- products --------------------------------------------------------------
+TITLE = "title"
+DESCRIPTION = "description"
+BRAND = "brand"
+MODEL_NUMBER = "model_number"
+CATEGORY = "category"            # leaf category name, e.g. "In-Ear Headphones"
+CATEGORY_PATH = "category_path"  # "Electronics > Audio > In-Ear Headphones"
+COLOR = "color"
+MATERIAL = "material"
+SIZE = "size"                    # free text in raw data ("1.5L", "1500 ml", "M")
+PRICE = "price"                  # float USD after cleaning; a string in raw data
+CREATED_AT = "created_at"
+
+# --- users -----------------------------------------------------------------
+EMAIL = "email"
+COUNTRY = "country"
+AGE_BAND = "age_band"
+SIGNUP_DATE = "signup_date"
+
+# --- events ----------------------------------------------------------------
+TIMESTAMP = "timestamp"
+EVENT_TYPE = "event_type"
+QUERY_TEXT = "query_text"
+POSITION = "position"
+
+SEARCH = "search"
+IMPRESSION = "impression"
+CLICK = "click"
+ADD_TO_CART = "add_to_cart"
+PURCHASE = "purchase"
+EVENT_TYPES = (SEARCH, IMPRESSION, CLICK, ADD_TO_CART, PURCHASE)
+
+# --- reviews ---------------------------------------------------------------
+RATING = "rating"
+REVIEW_TEXT = "review_text"
+
+# --- queries and relevance labels -----------------------------------------
+QUERY = "query"            # the query text
+QUERY_TYPE = "query_type"  # one of QUERY_TYPES
+SPLIT = "split"            # train / validation / test
+ESCI_LABEL = "esci_label"  # E, S, C or I
+GAIN = "gain"              # graded relevance used by ndcg
+
+KEYWORD = "keyword"
+SYNONYM = "synonym"
+ATTRIBUTE = "attribute"
+MODEL_NUMBER_QUERY = "model_number"
+MISSPELLING = "misspelling"
+QUERY_TYPES = (KEYWORD, SYNONYM, ATTRIBUTE, MODEL_NUMBER_QUERY, MISSPELLING)
+
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+
+# ESCI: Exact, Substitute, Complement, Irrelevant (Amazon Shopping Queries dataset).
+ESCI_LABELS = ("E", "S", "C", "I")
+ESCI_GAINS = {"E": 3, "S": 2, "C": 1, "I": 0}
+
+# --- table names -----------------------------------------------------------
+PRODUCTS = "products"
+USERS = "users"
+EVENTS = "events"
+REVIEWS = "reviews"
+QUERIES = "queries"
+QRELS = "qrels"
+TABLES = (PRODUCTS, USERS, EVENTS, REVIEWS, QUERIES, QRELS)
+RAW_TABLES = (PRODUCTS, USERS, EVENTS, REVIEWS)  # the tables that ship dirty
+
+# hidden ground truth, for simulation only (never needed by the learner)
+USER_PREFERENCES = "user_preferences"
+FAVORITE_CATEGORIES = "favorite_categories"
+CATEGORY_AFFINITY = "category_affinity"
+PRICE_SENSITIVITY = "price_sensitivity"
+BRAND_LOYALTY = "brand_loyalty"
+FAVORITE_BRANDS = "favorite_brands"
