@@ -68,7 +68,9 @@ SPLITS = (TRAIN, VALIDATION, TEST)
 
 # ESCI: Exact, Substitute, Complement, Irrelevant (Amazon Shopping Queries dataset).
 ESCI_LABELS = ("E", "S", "C", "I")
-ESCI_GAINS = {"E": 3, "S": 2, "C": 1, "I": 0}
+# graded gains for ndcg, as in the KDD Cup 2022 ESCI ranking task; binary metrics count "E" only
+ESCI_GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
+RELEVANT_LABELS = ("E",)
 
 # --- table names -----------------------------------------------------------
 PRODUCTS = "products"

