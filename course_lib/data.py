@@ -637,6 +637,14 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
     return validate_columns(df, table, str(path))
 
 
+def generator_version() -> str:
+    """A short hash of the generator's code: cached worlds are rebuilt when the code changes."""
+    from . import dirt, taxonomy
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (dirt, taxonomy)) + Path(__file__).read_bytes()
+    return hashlib.sha256(code).hexdigest()[:12]
+
+
 def load_raw(profile: str | None = None, directory: Path | None = None,
              verify: bool = True) -> dict[str, pd.DataFrame]:
     """Load the raw (dirty) world of a profile.
@@ -650,7 +658,7 @@ def load_raw(profile: str | None = None, directory: Path | None = None,
         directory = snapshot_dir(settings.profile)
         if not (directory / MANIFEST).exists():
             from .config import cache_dir
-            directory = cache_dir() / "worlds" / f"{settings.profile}-seed{settings.seed}"
+            directory = cache_dir() / "worlds" / f"{settings.profile}-seed{settings.seed}-{generator_version()}"
             if not (directory / MANIFEST).exists():
                 write_snapshot(make_raw(generate_world(settings), settings), directory)
     directory = Path(directory)

@@ -103,7 +103,7 @@ def raw_size(rng: np.random.Generator, size: str, kind: str) -> str:
 def _html(rng: np.random.Generator, text: str, brand: str) -> str:
     sentences = text.split(". ")
     body = ".<br/>".join(sentences) if rng.random() < 0.5 else ". ".join(sentences)
-    body = body.replace(" and ", " &amp; ", 1).replace(brand, f"<b>{brand}</b>", 1)
+    body = body.replace("&", "&amp;").replace("'", "&#39;").replace(brand, f"<b>{brand}</b>", 1)
     return f"<p>{body}</p>" if rng.random() < 0.7 else f"<div class=\"desc\">{body}</div>"
 
 
