@@ -72,6 +72,10 @@ ESCI_LABELS = ("E", "S", "C", "I")
 ESCI_GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
 RELEVANT_LABELS = ("E",)
 
+# --- runs (ranked results): query_id, product_id, score, rank (1 = best) ----------
+SCORE = "score"
+RANK = "rank"
+
 # --- table names -----------------------------------------------------------
 PRODUCTS = "products"
 USERS = "users"

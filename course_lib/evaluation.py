@@ -51,8 +51,7 @@ import pandas as pd
 from . import columns as C
 
 # Run columns. TODO(columns.py): move SCORE and RANK next to the other column names.
-SCORE = "score"
-RANK = "rank"
+SCORE, RANK = C.SCORE, C.RANK
 ALL = "all"  # label of the overall row in summaries
 N_QUERIES = "n_queries"
 

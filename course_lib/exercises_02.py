@@ -8,6 +8,9 @@ import math
 import numbers
 from typing import Any, Callable
 
+import numpy as np
+
+from . import encoding
 from .evaluation import ndcg_at_k
 from .exercises import exercise
 
@@ -137,3 +140,85 @@ def _check_ndcg_at_k(fn: Callable[..., Any]) -> None:
                 got = float(got)  # numpy scalars print as plain numbers
             raise AssertionError(f"{call} should return about {expected:.4f}, got {got!r}."
                                  + (f" {why[0].upper()}{why[1:]}" if why else ""))
+
+
+# -- 02.mean_pool ------------------------------------------------------------------------------
+# The learner writes mean_pool(last_hidden [batch, tokens, dim], attention_mask [batch, tokens])
+# with torch tensors: the average of each text's real-token vectors (padding excluded).
+
+def _pool_case():
+    import torch
+
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    return hidden, mask
+
+
+def _mean_pool_with_padding(last_hidden, attention_mask):
+    """Wrong: averages over every position, padding included."""
+    return last_hidden.mean(dim=1)
+
+
+def _sum_pool(last_hidden, attention_mask):
+    """Wrong: sums the real tokens but forgets to divide by their count."""
+    return (last_hidden * attention_mask.unsqueeze(-1)).sum(dim=1)
+
+
+@exercise("02.mean_pool", solution=encoding.mean_pool, wrong=[_mean_pool_with_padding, _sum_pool],
+          hint="multiply by the mask, sum over tokens, divide by the number of real tokens")
+def _check_mean_pool(fn: Callable[..., Any]) -> None:
+    import torch
+
+    hidden, mask = _pool_case()
+    got = fn(hidden, mask)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != (2, 3):
+        shape = tuple(getattr(got, "shape", ()))
+        raise AssertionError(f"expected a tensor of shape (2, 3) (batch, dim), got {type(got).__name__} of shape {shape}")
+    expected = torch.tensor([[4.5, 5.5, 6.5], [13.5, 14.5, 15.5]])
+    if not torch.allclose(got.float(), expected, atol=1e-5):
+        row = got[1].tolist()
+        if torch.allclose(got[1], hidden[1].mean(dim=0)):
+            raise AssertionError("the second text has 2 real tokens and 2 padding tokens; your average "
+                                 f"includes the padding ({row} instead of [13.5, 14.5, 15.5]): use the attention mask")
+        raise AssertionError(f"mean_pool(hidden, mask) should be {expected.tolist()}, got {got.tolist()}")
+
+
+# -- 02.cosine_top_k ---------------------------------------------------------------------------
+# The learner writes cosine_top_k(query [dim], matrix [n, dim], k) -> indices of the k rows most
+# cosine-similar to the query, most similar first. Vectors are NOT normalised in the checker.
+
+def cosine_top_k(query: np.ndarray, matrix: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` rows of ``matrix`` with the highest cosine similarity to ``query``."""
+    sims = (matrix @ query) / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query) + 1e-12)
+    return np.argsort(-sims, kind="stable")[:k]
+
+
+def _dot_top_k(query, matrix, k):
+    """Wrong: the dot product favours long vectors; it equals cosine only for unit vectors."""
+    return np.argsort(-(matrix @ query), kind="stable")[:k]
+
+
+def _ascending_top_k(query, matrix, k):
+    """Wrong: argsort sorts ascending, so this returns the LEAST similar rows."""
+    sims = (matrix @ query) / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
+    return np.argsort(sims)[:k]
+
+
+@exercise("02.cosine_top_k", solution=cosine_top_k, wrong=[_dot_top_k, _ascending_top_k],
+          hint="normalise both sides (or divide by the norms), then sort from high to low")
+def _check_cosine_top_k(fn: Callable[..., Any]) -> None:
+    query = np.array([1.0, 0.0])
+    matrix = np.array([[10.0, 10.0],   # 45 degrees, long
+                       [1.0, 0.1],     # almost parallel, short -> most similar
+                       [0.0, 1.0],     # orthogonal
+                       [-1.0, 0.0],    # opposite
+                       [2.0, 1.0]])    # 27 degrees
+    got = [int(i) for i in np.asarray(fn(query, matrix, 3)).ravel()]
+    expected = [1, 4, 0]
+    if got != expected:
+        hint = ""
+        if got[:1] == [0]:
+            hint = " Row 0 is long, not close in direction: divide by the norms (cosine, not dot product)."
+        elif got[:1] == [3]:
+            hint = " You returned the least similar rows first: sort from high to low."
+        raise AssertionError(f"cosine_top_k(query=[1, 0], matrix, k=3) should be {expected}, got {got}.{hint}")
