@@ -239,7 +239,6 @@ class _QueryMaker:
 
     def _label_rows(self, qid: str, exact: list[str], substitute: list[str], leaf: Leaf) -> list[tuple]:
         rng = self.rng
-        exact = exact[:60]
         sub = _sample(rng, [s for s in substitute if s not in set(exact)], 25)
         sib_ids: list[str] = []
         for sib in siblings(leaf):
