@@ -64,8 +64,9 @@ TRAINER_STATE_FILE = "trainer_state.json"
 AUTO_PROGRESS_FROM = 20  # show_progress=None: a bar from this many steps on
 
 # Changing one of these between a checkpoint and its resumption changes the training trajectory.
+# (A different precision or device only warns: a Colab session without a GPU can still go on.)
 _TRAJECTORY_FIELDS = ("max_steps", "batch_size", "lr", "weight_decay", "warmup_ratio",
-                      "grad_accum_steps", "max_grad_norm", "mixed_precision", "seed")
+                      "grad_accum_steps", "max_grad_norm", "seed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,9 +227,7 @@ def _no_weight_decay(model: torch.nn.Module) -> set[int]:
     """ids of the parameters that get no weight decay: biases and normalisation-layer weights."""
     skip: set[int] = set()
     for module in model.modules():
-        is_norm = isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm,
-                                      torch.nn.modules.batchnorm._BatchNorm)) \
-            or "Norm" in type(module).__name__
+        is_norm = isinstance(module, torch.nn.LayerNorm) or "Norm" in type(module).__name__
         for name, param in module.named_parameters(recurse=False):
             if is_norm or name == "bias" or name.endswith("_bias"):
                 skip.add(id(param))
@@ -296,6 +295,17 @@ def _atomic_save_weights(weights: dict[str, torch.Tensor], path: Path,
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _weights_step(path: Path) -> str | None:
+    """The ``step`` metadata of a safetensors file, or None when there is no readable file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("step")
+    except (OSError, ValueError, RuntimeError, Exception):  # noqa: BLE001 - missing or corrupt
+        return None
 
 
 def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
@@ -561,11 +571,12 @@ class Trainer:
                             best_state = _cpu_copy(self.model.state_dict())
                         else:
                             progress.bad_evals += 1
-                            if cfg.patience is not None and progress.bad_evals >= cfg.patience:
+                            if (cfg.patience is not None and progress.bad_evals >= cfg.patience
+                                    and step < cfg.max_steps):
                                 progress.stopped_early = True
+                    progress.seconds += time.perf_counter() - tic
                     if cfg.checkpoint_dir is not None:
                         self._save_checkpoint(progress, best_state)
-                    progress.seconds += time.perf_counter() - tic
 
                 postfix = {"loss": f"{row['loss']:.4f}"}
                 if last_metric is not None:
@@ -597,10 +608,11 @@ class Trainer:
         root.mkdir(parents=True, exist_ok=True)
         step = progress.step
         final = root / f"{CHECKPOINT_PREFIX}{step:08d}"
+        is_best = progress.best_step == step and best_state is not None
+        weights = best_state if is_best else _cpu_copy(self.model.state_dict())
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
         try:
-            save_file(_cpu_copy(self.model.state_dict()), str(tmp / MODEL_FILE),
-                      metadata={"step": str(step)})
+            save_file(weights, str(tmp / MODEL_FILE), metadata={"step": str(step)})
             torch.save({"optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict(),
                         "scaler": self.scaler.state_dict(),
@@ -618,7 +630,7 @@ class Trainer:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if progress.best_step == step and best_state is not None:
+        if is_best:
             _atomic_save_weights(best_state, root / BEST_WEIGHTS,
                                  {"step": str(step), self.metric: repr(progress.best_metric)})
         for path in root.iterdir():
@@ -639,21 +651,19 @@ class Trainer:
             self.scaler.load_state_dict(extra["scaler"])
         _set_rng_state(extra["rng"])
 
-        best_state = None
-        if state["best_step"] == state["step"]:
+        best_state, best_step = None, state["best_step"]
+        best_path = path.parent / BEST_WEIGHTS
+        best_file_step = _weights_step(best_path)
+        if best_step is not None and best_step == state["step"]:
             best_state = weights
-            # the save may have stopped before best.safetensors was replaced: write it again
-            _atomic_save_weights(_cpu_copy(weights), path.parent / BEST_WEIGHTS,
-                                 {"step": str(state["step"]), self.metric: repr(state["best_metric"])})
-        elif state["best_step"] is not None:
-            best_path = path.parent / BEST_WEIGHTS
-            from safetensors import safe_open
-
-            with safe_open(str(best_path), framework="pt") as f:
-                best_meta = f.metadata() or {}
-            if best_meta.get("step") != str(state["best_step"]):
-                raise ValueError(f"{best_path} holds step {best_meta.get('step')}, but the "
-                                 f"checkpoint {path.name} says the best step is {state['best_step']}")
+            if best_file_step != str(best_step):  # the save stopped before best.safetensors
+                _atomic_save_weights(weights, best_path,
+                                     {"step": str(best_step), self.metric: repr(state["best_metric"])})
+        elif best_step is not None:
+            if best_file_step != str(best_step):
+                raise ValueError(f"{best_path} holds the weights of step {best_file_step}, but the "
+                                 f"checkpoint {path.name} says the best step is {best_step}; "
+                                 "use another checkpoint_dir or resume=False")
             best_state = load_file(str(best_path))
         progress = _Progress(step=state["step"], best_metric=state["best_metric"],
                              best_step=state["best_step"], bad_evals=state["bad_evals"],
