@@ -123,6 +123,18 @@ def try_gpu(prefer: str | None = None) -> "torch.device":  # noqa: F821
     return torch.device("cpu")
 
 
+def native_bf16() -> bool:
+    """True when the CUDA GPU computes bf16 natively (Ampere and newer; a T4 only emulates it)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no including_emulation and checks native support
+        return torch.cuda.is_bf16_supported()
+
+
 def device_summary(device: "torch.device | None" = None) -> str:  # noqa: F821
     """One line that says which device runs the course and what it is."""
     import torch
@@ -130,7 +142,7 @@ def device_summary(device: "torch.device | None" = None) -> str:  # noqa: F821
     device = device or try_gpu()
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        bf16 = torch.cuda.is_bf16_supported()
+        bf16 = native_bf16()
         return (f"device: cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB, "
                 f"bf16={'yes' if bf16 else 'no'})")
     if device.type == "mps":

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from . import columns as C
-from .config import cache_dir, try_gpu
+from .config import cache_dir, native_bf16, try_gpu
 
 if TYPE_CHECKING:
     import torch
@@ -240,7 +240,7 @@ class Encoder:
 
         if not mixed_precision or device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16() else torch.float16
 
     def tokenize_preview(self, text: str, max_length: int | None = None,
                          pad_to: int | None = None) -> pd.DataFrame:

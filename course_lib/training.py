@@ -30,7 +30,9 @@ weights as an uninterrupted one. The folder holds::
         best.safetensors             the weights of the best evaluation so far
 
 Every checkpoint is written into a temporary folder that is renamed into place when complete
-(``os.replace``), so an interrupted save never leaves a half-written checkpoint behind.
+(``os.replace``), so an interrupted save never leaves a half-written checkpoint behind. On Colab,
+put ``checkpoint_dir`` on Google Drive (``/content/drive/MyDrive/...``): the local disk goes with a
+recycled runtime.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from course_lib.config import set_seed, try_gpu
+from course_lib.config import native_bf16, set_seed, try_gpu
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -62,6 +64,7 @@ MODEL_FILE = "model.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
 TRAINER_STATE_FILE = "trainer_state.json"
 AUTO_PROGRESS_FROM = 20  # show_progress=None: a bar from this many steps on
+_HISTORY_COLUMNS = ("step", "loss", "lr", "grad_norm", "seconds", "best")
 
 # Changing one of these between a checkpoint and its resumption changes the training trajectory.
 # (A different precision or device only warns: a Colab session without a GPU can still go on.)
@@ -81,7 +84,9 @@ class TrainConfig:
     ``mixed_precision``: ``"auto"`` (or True) is bf16 autocast on a CUDA GPU that supports it
     natively, else fp16 autocast with a GradScaler, and fp32 on CPU/MPS; ``"bf16"``, ``"fp16"``
     force a precision on CUDA; False (or ``"fp32"``) is fp32. ``checkpoint_dir``: write a checkpoint
-    at every evaluation and resume from it. ``show_progress=None``: a progress bar from 20 steps on.
+    at every evaluation (so an interruption loses at most ``eval_every`` steps) and resume from it;
+    on Colab put it on Google Drive to survive a recycled runtime. ``show_progress=None``: a
+    progress bar from 20 steps on.
     """
 
     max_steps: int
@@ -103,6 +108,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+            setattr(self, name, int(value))  # a numpy integer would not go into the JSON state
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
@@ -160,14 +166,6 @@ def _check_precision_name(setting: str | bool) -> None:
                      f"False, got {setting!r}")
 
 
-def _bf16_native() -> bool:
-    """True when the CUDA GPU computes bf16 natively (Ampere and newer; a T4 only emulates it)."""
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.4 has no including_emulation and checks native support
-        return torch.cuda.is_bf16_supported()
-
-
 def resolve_precision(mixed_precision: str | bool, device: torch.device | str) -> str:
     """The precision a run uses: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 comes with a GradScaler).
 
@@ -185,8 +183,8 @@ def resolve_precision(mixed_precision: str | bool, device: torch.device | str) -
                           f"{device.type} in fp32", stacklevel=2)
         return "fp32"
     if mixed_precision in ("auto", True):
-        return "bf16" if _bf16_native() else "fp16"
-    if mixed_precision == "bf16" and not _bf16_native():
+        return "bf16" if native_bf16() else "fp16"
+    if mixed_precision == "bf16" and not native_bf16():
         raise ValueError("this GPU has no native bf16 (it needs compute capability 8.0+); "
                          "use mixed_precision='fp16' or 'auto'")
     return str(mixed_precision)
@@ -258,8 +256,13 @@ def check_state_dict_matches(model: torch.nn.Module, weights: Mapping[str, torch
                      + ". Use another checkpoint_dir or train(resume=False).")
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def _rng_state() -> dict[str, Any]:
-    """The states of python's ``random``, numpy's global generator, torch CPU and CUDA."""
+    """The states of python's ``random``, numpy's global generator, torch CPU, CUDA and MPS."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
@@ -267,6 +270,7 @@ def _rng_state() -> dict[str, Any]:
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "mps": torch.mps.get_rng_state() if _mps_available() else None,
     }
 
 
@@ -276,6 +280,8 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
+    if state.get("mps") is not None and _mps_available():
+        torch.mps.set_rng_state(state["mps"])
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available():
         if len(cuda) == torch.cuda.device_count():
@@ -304,7 +310,7 @@ def _weights_step(path: Path) -> str | None:
     try:
         with safe_open(str(path), framework="pt") as f:
             return (f.metadata() or {}).get("step")
-    except (OSError, ValueError, RuntimeError, Exception):  # noqa: BLE001 - missing or corrupt
+    except Exception:  # noqa: BLE001 - a missing or corrupt file
         return None
 
 
@@ -332,8 +338,10 @@ class TrainResult:
 
     ``history`` has one row per optimizer step: ``step``, ``loss`` (mean over the micro-batches),
     ``lr`` (used in that step), ``grad_norm`` (before clipping; NaN without clipping), ``seconds``
-    (training time since step 0, resumed sessions included); evaluation rows add the metric columns
-    (NaN elsewhere) and ``best`` is True on the row whose weights the model holds at the end.
+    (wall time since step 0, evaluations and resumed sessions included); evaluation rows add the
+    metric columns (NaN elsewhere; a metric named like a column above gets an ``eval_`` prefix) and
+    ``best`` is True on the row of the best evaluation, whose weights the model holds at the end
+    (all False without ``evaluate``: the model then holds the last weights).
     ``seconds`` is the wall time of this ``train`` call; ``examples_per_second`` counts the examples
     of this call over its training steps (evaluation and checkpoints excluded).
     """
@@ -445,12 +453,16 @@ class Trainer:
             raise ValueError("no parameters to optimise: every parameter has requires_grad=False")
         self.params = params
         self.param_names = [names[id(p)] for p in params]
+        self._build_optimizer()
 
-        skip = _no_weight_decay(model)
-        groups = [{"params": [p for p in params if id(p) not in skip], "weight_decay": config.weight_decay},
-                  {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
-        warmup, total = config.warmup_steps, config.max_steps
+    def _build_optimizer(self) -> None:
+        """AdamW (no weight decay on biases and norm weights), the warm-up schedule, a GradScaler."""
+        cfg = self.config
+        skip = _no_weight_decay(self.model)
+        groups = [{"params": [p for p in self.params if id(p) not in skip], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in self.params if id(p) in skip], "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+        warmup, total = cfg.warmup_steps, cfg.max_steps
 
         def lr_lambda(step: int) -> float:
             return linear_warmup_schedule(step, total, warmup)
@@ -536,6 +548,8 @@ class Trainer:
             resumed_from = progress.step
         else:
             progress = _Progress()
+            if self.scheduler.last_epoch > 0:  # this trainer trained before: a fresh optimizer
+                self._build_optimizer()
             set_seed(cfg.seed)
 
         self.model.train()
@@ -563,7 +577,9 @@ class Trainer:
                     tic = time.perf_counter()
                     if self.evaluate is not None:
                         metrics = self._evaluate(step)
-                        row.update(metrics)
+                        # a metric named like a history column (e.g. "loss") becomes "eval_loss"
+                        row.update({f"eval_{k}" if k in _HISTORY_COLUMNS else k: v
+                                    for k, v in metrics.items()})
                         last_metric = metrics[self.metric]
                         if progress.best_metric is None or last_metric > progress.best_metric:
                             progress.best_metric, progress.best_step = last_metric, step
@@ -589,8 +605,7 @@ class Trainer:
         history = pd.DataFrame(progress.history)
         if history.empty:
             history = pd.DataFrame(columns=["step", "loss", "lr", "seconds"])
-        kept = progress.best_step if progress.best_step is not None else None
-        history["best"] = history["step"] == kept if kept is not None else False
+        history["best"] = history["step"] == progress.best_step  # all False without evaluate
         examples = steps_this_call * cfg.batch_size * cfg.grad_accum_steps
         return TrainResult(
             history=history, best_step=progress.best_step, best_metric=progress.best_metric,
