@@ -3,23 +3,28 @@
 The lesson-03 pipeline::
 
     pairs = training_pairs(queries, qrels, products)                 # train split, Exact labels
-    pairs = mine_hard_negatives(pairs, (encoder, product_vectors), products, qrels)
-    tuned = fine_tune_bi_encoder(encoder, pairs, config=config, val_queries=val, qrels=qrels,
-                                 products=products, output_dir="models/bi-encoder")
+    tuned = fine_tune_bi_encoder(encoder, pairs, val_queries=val, qrels=qrels, products=products,
+                                 output_dir="models/bi-encoder")     # config: default_config()
     tuned.encoder.encode(["earbuds"])                                # the fine-tuned encoder
+    lora = fine_tune_bi_encoder(encoder, pairs, lora=LoraSettings(), ...)   # 0.3% of the weights
     cross, _ = fine_tune_cross_encoder(CrossEncoder.from_pretrained(), queries, qrels, products,
-                                       config=config)
-    reranked = rerank(run, queries, products, cross, top_n=50)
+                                       candidates=train_run, val_run=val_run)
+    reranked = rerank(test_run, queries, products, cross, top_n=50)
 
 **Loss.** The bi-encoder learns with the *multiple-negatives ranking* (InfoNCE) loss: in a batch
 of B (query, product) pairs, each query must pick its own product among the B products of the
-batch (and the mined hard negatives, if any). The other products are free negatives.
+batch (and the mined hard negatives, if any: ``mine_hard_negatives``). The other products are
+free negatives.
 
 **Batches.** A product that appears twice in a batch, or that is a positive of another query of
 the batch, would be counted as a negative of a query it matches (a *false negative*). Batches are
 therefore built so that each query appears at most once, each product at most once, and no
 product of the batch (hard negatives included) is a positive of another query of the batch. They
 are drawn statelessly from ``(seed, step)``, so a resumed run sees exactly the same batches.
+
+**Reranking.** The cross-encoder reads query and product together. Trained for the few steps a
+CPU affords, it is weaker alone than the fine-tuned bi-encoder, but its score blended with the
+bi-encoder's (weight ``alpha``, chosen on validation queries) ranks better than either.
 """
 from __future__ import annotations
 
@@ -50,10 +55,10 @@ if TYPE_CHECKING:
     from .training import TrainConfig, TrainResult
 
 __all__ = [
-    "PRODUCT_TEXT", "NEGATIVE_ID", "NEGATIVE_TEXT", "PAIR_COLUMNS", "LoraSettings",
-    "FineTuneResult", "CrossEncoder", "CROSS_LOSSES", "training_pairs", "check_disjoint_splits", "info_nce_loss",
-    "mine_hard_negatives", "fine_tune_bi_encoder", "default_config", "fine_tune_cross_encoder",
-    "rerank", "fine_tune_from_dataframe", "count_parameters",
+    "PRODUCT_TEXT", "NEGATIVE_ID", "NEGATIVE_TEXT", "PAIR_COLUMNS", "ALPHAS", "CROSS_LOSSES",
+    "LoraSettings", "FineTuneResult", "CrossEncoder", "training_pairs", "check_disjoint_splits",
+    "info_nce_loss", "mine_hard_negatives", "default_config", "fine_tune_bi_encoder",
+    "fine_tune_cross_encoder", "rerank", "fine_tune_from_dataframe", "count_parameters",
 ]
 
 # pair columns (TODO(columns.py): move next to the other column names)
@@ -698,25 +703,30 @@ class CrossEncoder:
     (``AutoModelForSequenceClassification`` with ``num_labels=1``; higher = more relevant).
 
     Slower than a bi-encoder (one forward pass per (query, product) pair, nothing to precompute)
-    and more accurate: use it to rerank the top results of a fast retriever (``rerank``).
+    and, once trained enough, more accurate: use it to rerank the top results of a fast retriever
+    (``rerank``). ``alpha`` is the weight ``rerank`` gives its score against the retriever's
+    (1 = the cross-encoder alone); ``fine_tune_cross_encoder`` chooses it on validation queries.
     """
 
     name: str
     tokenizer: Any = field(repr=False)
     model: Any = field(repr=False)
     max_length: int = 96
+    alpha: float = 1.0
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, device: Any = None,
-                        max_length: int = 96, seed: int = 42) -> CrossEncoder:
-        """Load a cross-encoder from a saved folder, a Hugging Face id, or (None) the course's
-        offline MiniLM (``encoding.DEFAULT_MODEL``), whose new score head is initialised from
-        ``seed``. Eval mode, on ``device`` (default ``try_gpu()``)."""
+                        max_length: int | None = None, seed: int = 42) -> CrossEncoder:
+        """Load a cross-encoder from a folder written by ``save`` (its ``max_length`` and
+        ``alpha`` come back too), a Hugging Face id, or (None) the course's offline MiniLM
+        (``encoding.DEFAULT_MODEL``), whose new score head is initialised from ``seed``.
+        Eval mode, on ``device`` (default ``try_gpu()``); ``max_length`` default 96."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from .config import try_gpu
 
+        meta: dict[str, Any] = {}
         if name_or_path is None:
             if DEFAULT_MODEL is None:
                 from .encoding import default_model_path
@@ -729,6 +739,8 @@ class CrossEncoder:
                 if not (folder / "config.json").is_file():
                     raise ValueError(f"{folder} is not a model folder (no config.json)")
                 source = name = str(folder.resolve())
+                if (folder / META_FILE).is_file():
+                    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         # quiet: "some weights are newly initialized" (the score head) is expected here
         with torch.random.fork_rng(devices=[]), _quiet_transformers():
             torch.manual_seed(seed)
@@ -737,10 +749,13 @@ class CrossEncoder:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model.eval()
         model.to(torch.device(device) if device is not None else try_gpu())
-        return cls(name=name, tokenizer=tokenizer, model=model, max_length=max_length)
+        max_length = max_length or int(meta.get("max_length", 96))
+        return cls(name=name, tokenizer=tokenizer, model=model, max_length=max_length,
+                   alpha=float(meta.get("alpha", 1.0)))
 
     def __repr__(self) -> str:
-        return f"CrossEncoder(name={self.name!r}, device={self.device}, max_length={self.max_length})"
+        return (f"CrossEncoder(name={self.name!r}, device={self.device}, "
+                f"max_length={self.max_length}, alpha={self.alpha})")
 
     @property
     def device(self) -> "torch.device":
@@ -799,7 +814,8 @@ class CrossEncoder:
                 self.model.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
             (tmp / META_FILE).write_text(json.dumps({"kind": "cross-encoder", "base_model": self.name,
-                                                     "max_length": self.max_length}, indent=1))
+                                                     "max_length": self.max_length,
+                                                     "alpha": self.alpha}, indent=1))
             _replace_dir(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -836,18 +852,50 @@ def _ordered_run(run: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def rerank(run: pd.DataFrame, queries: pd.DataFrame, products: pd.DataFrame, cross: CrossEncoder,
-           top_n: int = 50, batch_size: int = 64) -> pd.DataFrame:
-    """Rerank the first ``top_n`` results of each query of ``run`` by ``cross``'s score.
+ALPHAS = tuple(round(a / 10, 1) for a in range(11))   # the blend weights tried on validation
 
-    Returns a run (``query_id, product_id, score, rank``) with the same rows: the top ``top_n``
-    of each query in the cross-encoder's order (``score`` = its score), then the others in their
-    old order below them (their ``score`` is shifted under the lowest reranked score, so that
-    score and rank agree). Needs ``queries`` (query_id, query) and ``products`` (product_id and
-    texts, or ``product_text``).
+
+def _zscore(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``values`` standardised within each group (mean 0, standard deviation 1)."""
+    series = pd.Series(values, dtype="float64")
+    by = series.groupby(groups, sort=False)
+    std = by.transform("std").fillna(0.0).replace(0.0, 1.0)
+    return ((series - by.transform("mean")) / std).to_numpy()
+
+
+def _blend(cross_scores: np.ndarray, first_scores: np.ndarray, groups: np.ndarray,
+           alpha: float) -> np.ndarray:
+    """``alpha * z(cross) + (1 - alpha) * z(first stage)``, z-scores within each query; the raw
+    cross-encoder scores when ``alpha == 1``."""
+    if alpha == 1.0:
+        return np.asarray(cross_scores, dtype="float64")
+    return alpha * _zscore(cross_scores, groups) + (1 - alpha) * _zscore(first_scores, groups)
+
+
+def _first_stage_scores(ordered: pd.DataFrame, position: np.ndarray) -> np.ndarray:
+    if C.SCORE in ordered.columns:
+        return ordered[C.SCORE].to_numpy(dtype="float64")
+    return -position.astype("float64")
+
+
+def rerank(run: pd.DataFrame, queries: pd.DataFrame, products: pd.DataFrame, cross: CrossEncoder,
+           top_n: int = 50, batch_size: int = 64, alpha: float | None = None) -> pd.DataFrame:
+    """Rerank the first ``top_n`` results of each query of ``run`` with ``cross``.
+
+    The new score of a reranked result is ``alpha * z(cross-encoder score) + (1 - alpha) *
+    z(run's score)``, with z-scores taken within each query's top ``top_n`` (``score``
+    missing: ``-rank``); ``alpha`` defaults to ``cross.alpha``, and with ``alpha == 1`` the score
+    is the cross-encoder's own. Returns a run (``query_id, product_id, score, rank``) with the
+    same rows: the top ``top_n`` of each query in the new order, then the others in their old
+    order below them (their ``score`` is shifted under the lowest reranked one, so that score and
+    rank agree). Needs ``queries`` (query_id, query) and ``products`` (product_id and texts, or
+    ``product_text``).
     """
     if top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
+    alpha = cross.alpha if alpha is None else alpha
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     ordered = _ordered_run(run)
     if ordered.empty:
         return ordered.assign(**{C.SCORE: pd.Series(dtype="float64"),
@@ -855,22 +903,33 @@ def rerank(run: pd.DataFrame, queries: pd.DataFrame, products: pd.DataFrame, cro
             [C.QUERY_ID, C.PRODUCT_ID, C.SCORE, C.RANK]]
     position = ordered.groupby(C.QUERY_ID, sort=False).cumcount().to_numpy()
     head = position < top_n
-    texts = _lookup_texts(ordered[head], queries, products)
+    first = _first_stage_scores(ordered, position)
+    cross_scores = cross.score(_lookup_texts(ordered[head], queries, products),
+                               batch_size=batch_size).astype("float64")
     scores = np.full(len(ordered), np.nan)
-    scores[head] = cross.score(texts, batch_size=batch_size).astype("float64")
-    ordered[C.SCORE] = scores
-    lowest = ordered[head].groupby(C.QUERY_ID, sort=False)[C.SCORE].min()
+    scores[head] = _blend(cross_scores, first[head], ordered.loc[head, C.QUERY_ID].to_numpy(), alpha)
+    return _sorted_run(ordered, position, scores, top_n)
+
+
+def _sorted_run(ordered: pd.DataFrame, position: np.ndarray, scores: np.ndarray,
+                top_n: int) -> pd.DataFrame:
+    """``ordered`` (sorted by query and old rank) with the new ``scores`` of its top ``top_n``
+    per query: sorted by them, the rest below in the old order, ranks renumbered."""
+    head = position < top_n
+    out = ordered.copy()
+    out[C.SCORE] = scores
+    lowest = out[head].groupby(C.QUERY_ID, sort=False)[C.SCORE].min()
     tail = ~head
     if tail.any():
-        ordered.loc[tail, C.SCORE] = (ordered.loc[tail, C.QUERY_ID].map(lowest).to_numpy()
-                                      - 1.0 - (position[tail] - top_n))
-    ordered["_q"] = pd.factorize(ordered[C.QUERY_ID])[0]
-    ordered["_h"] = ~head
-    ordered["_p"] = position
-    ordered["_s"] = np.where(head, -ordered[C.SCORE], 0.0)
-    ordered = ordered.sort_values(["_q", "_h", "_s", "_p"], kind="stable")
-    ordered[C.RANK] = ordered.groupby("_q", sort=False).cumcount().astype("int64") + 1
-    return ordered[[C.QUERY_ID, C.PRODUCT_ID, C.SCORE, C.RANK]].reset_index(drop=True)
+        out.loc[tail, C.SCORE] = (out.loc[tail, C.QUERY_ID].map(lowest).to_numpy()
+                                  - 1.0 - (position[tail] - top_n))
+    out["_q"] = pd.factorize(out[C.QUERY_ID])[0]
+    out["_h"] = tail
+    out["_p"] = position
+    out["_s"] = np.where(head, -out[C.SCORE], 0.0)
+    out = out.sort_values(["_q", "_h", "_s", "_p"], kind="stable")
+    out[C.RANK] = out.groupby("_q", sort=False).cumcount().astype("int64") + 1
+    return out[[C.QUERY_ID, C.PRODUCT_ID, C.SCORE, C.RANK]].reset_index(drop=True)
 
 
 class _CrossBatches:
@@ -904,8 +963,9 @@ def fine_tune_cross_encoder(cross: CrossEncoder, queries: pd.DataFrame, qrels: p
                             products: pd.DataFrame, *, config: "TrainConfig | None" = None,
                             split: str = C.TRAIN, max_length: int = 96, loss: str = "listwise",
                             group_size: int = 8, candidates: pd.DataFrame | None = None,
-                            val_run: pd.DataFrame | None = None, val_top_n: int = 20,
-                            max_val_queries: int = 50, output_dir: str | os.PathLike | None = None,
+                            val_run: pd.DataFrame | None = None, val_top_n: int = 50,
+                            max_val_queries: int = 50, blend: bool = True,
+                            output_dir: str | os.PathLike | None = None,
                             device: Any = None) -> tuple[CrossEncoder, "TrainResult"]:
     """Fine-tune a copy of ``cross`` to rank the Exact products of a query above the others.
 
@@ -921,8 +981,13 @@ def fine_tune_cross_encoder(cross: CrossEncoder, queries: pd.DataFrame, qrels: p
     Negatives are the judged S/C/I products of the query, or, with ``candidates`` (a run over the
     ``split`` queries, e.g. the fine-tuned bi-encoder's top 50), the non-E products of that run:
     the very products the reranker will have to order (unjudged ones count as I). ``val_run`` (a run
-    over validation queries): every ``eval_every`` steps rerank its top ``val_top_n`` for at most
-    ``max_val_queries`` queries and measure ``ndcg@10``. ``output_dir``: ``save`` there.
+    over validation queries, e.g. the bi-encoder's top 50): every ``eval_every`` steps score its
+    top ``val_top_n`` for at most ``max_val_queries`` queries and measure ``ndcg@10`` of the
+    reranked run; with ``blend`` for each weight ``alpha`` in ``ALPHAS`` (see ``rerank``), keeping
+    the best (``ndcg@10``; ``ndcg@10_cross_only`` is alpha = 1), and the returned cross-encoder's
+    ``alpha`` is that of the best step. A reranker trained for a few CPU steps is weaker than a
+    fine-tuned bi-encoder on its own, yet adds to it when blended. Without ``val_run``,
+    ``alpha`` is 1. ``output_dir``: ``save`` there.
     Returns ``(cross-encoder, TrainResult)``; ``cross`` itself is left untouched.
     """
     import torch
@@ -1003,14 +1068,23 @@ def fine_tune_cross_encoder(cross: CrossEncoder, queries: pd.DataFrame, qrels: p
         vq = queries[queries[C.QUERY_ID].isin(val_run[C.QUERY_ID])]
         vq = _pick_val_queries(vq, qrels, max_val_queries, config.seed)
         vrun = _ordered_run(val_run[val_run[C.QUERY_ID].isin(vq[C.QUERY_ID])])
-        vrun = vrun[vrun.groupby(C.QUERY_ID, sort=False).cumcount() < val_top_n]
+        position = vrun.groupby(C.QUERY_ID, sort=False).cumcount().to_numpy()
+        vrun, position = vrun[position < val_top_n].reset_index(drop=True), position[position < val_top_n]
         vqrels = qrels[qrels[C.QUERY_ID].isin(vq[C.QUERY_ID])]
+        vtexts = _lookup_texts(vrun, vq, products)
+        first, groups = _first_stage_scores(vrun, position), vrun[C.QUERY_ID].to_numpy()
 
         def evaluate(m: Any) -> dict[str, float]:
-            live = CrossEncoder(cross.name, cross.tokenizer, m, max_length)
-            reranked = rerank(vrun, vq, products, live, top_n=val_top_n)
-            per_query = evaluate_run(reranked, vqrels, ("ndcg@10",), queries=vq)
-            return {"ndcg@10": float(per_query["ndcg@10"].mean())}
+            scores = CrossEncoder(cross.name, cross.tokenizer, m, max_length).score(
+                vtexts, show_progress=False)
+            found = {}
+            for alpha in (ALPHAS if blend else (1.0,)):
+                run = vrun[[C.QUERY_ID, C.PRODUCT_ID]].assign(
+                    **{C.SCORE: _blend(scores, first, groups, alpha)})
+                per_query = evaluate_run(run, vqrels, ("ndcg@10",), queries=vq)
+                found[alpha] = float(per_query["ndcg@10"].mean())
+            best = max(found, key=lambda a: (found[a], -a))   # ties: the smaller weight
+            return {"ndcg@10": found[best], "ndcg@10_cross_only": found[1.0], "alpha": best}
 
     trainer = Trainer(model, loss_fn, make_batch, config, evaluate=evaluate, metric="ndcg@10",
                       device=device)
@@ -1019,7 +1093,11 @@ def fine_tune_cross_encoder(cross: CrossEncoder, queries: pd.DataFrame, qrels: p
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    tuned = CrossEncoder(f"{cross.name}+reranker", cross.tokenizer, model, max_length)
+    alpha = 1.0
+    if evaluate is not None and result.best_step is not None:
+        history = result.history.set_index("step")
+        alpha = float(history.loc[result.best_step, "alpha"])
+    tuned = CrossEncoder(f"{cross.name}+reranker", cross.tokenizer, model, max_length, alpha)
     if output_dir is not None:
         tuned.name = str(tuned.save(output_dir))
     return tuned, result

@@ -347,6 +347,13 @@ def test_rerank_reorders_only_the_top_n(cross, small):
                               F.PRODUCT_TEXT: E.product_texts(products.set_index(C.PRODUCT_ID)
                                                               .loc[new[C.PRODUCT_ID].head(5)]).to_numpy()})
         np.testing.assert_allclose(new[C.SCORE].head(5), cross.score(texts), atol=1e-5)
+    # alpha = 0 trusts the first stage only: nothing moves; 0.5 blends the two
+    kept = F.rerank(run, queries, products, cross, top_n=5, alpha=0.0)
+    assert kept[C.PRODUCT_ID].tolist() == run[C.PRODUCT_ID].tolist()
+    half = F.rerank(run, queries, products, cross, top_n=5, alpha=0.5)
+    assert sorted(half[C.PRODUCT_ID]) == sorted(run[C.PRODUCT_ID])
+    with pytest.raises(ValueError, match="alpha"):
+        F.rerank(run, queries, products, cross, alpha=1.5)
 
 
 def test_cross_encoder_fine_tune_save_and_load(cross, small, tmp_path):
@@ -361,8 +368,10 @@ def test_cross_encoder_fine_tune_save_and_load(cross, small, tmp_path):
                                               val_run=val_run, val_top_n=6, max_val_queries=2,
                                               output_dir=tmp_path / "cross")
     assert result.steps_done == 2 and result.history["ndcg@10"].notna().any()
+    assert tuned.alpha in F.ALPHAS and "ndcg@10_cross_only" in result.history
     assert torch.equal(list(cross.model.parameters())[-1], before), "the input model was changed"
-    loaded = F.CrossEncoder.from_pretrained(tmp_path / "cross", device="cpu", max_length=48)
+    loaded = F.CrossEncoder.from_pretrained(tmp_path / "cross", device="cpu")
+    assert (loaded.max_length, loaded.alpha) == (48, tuned.alpha)
     pairs = [("wireless earbuds", "Sonora in-ear headphones. In-Ear Headphones."),
              ("yoga mat", "Flexa non-slip yoga mat. Yoga Mats.")]
     np.testing.assert_allclose(loaded.score(pairs), tuned.score(pairs), atol=1e-5)
