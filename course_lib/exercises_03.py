@@ -100,7 +100,10 @@ def _info_nce_cases():
     scales = torch.tensor([[1.0], [4.0], [0.5]])
     larger = (torch.randn(3, 4, generator=g) * scales, torch.randn(3, 4, generator=g) * scales.flip(0),
               0.1)
-    return [("2 x 2 case, temperature 0.5", *small), ("3 x 4 random case, temperature 0.1", *larger)]
+    return [("info_nce_loss(query_emb=[[2, 0], [0, 3]], product_emb=[[1, 1], [0, 2]], "
+             "temperature=0.5)", *small),
+            ("info_nce_loss(...) on a random batch of 3 x 4 embeddings of different lengths, "
+             "temperature=0.1", *larger)]
 
 
 def _as_float(value: Any) -> float | None:
@@ -125,11 +128,10 @@ def _as_float(value: Any) -> float | None:
          "torch.arange(batch).",
 )
 def _check_info_nce(fn: Callable[..., Any]) -> None:
-    for name, q, p, temperature in _info_nce_cases():
+    for call, q, p, temperature in _info_nce_cases():
         expected = float(info_nce_loss(q, p, temperature))
         got_value = fn(q.clone(), p.clone(), temperature)
         got = _as_float(got_value)
-        call = f"info_nce_loss(...) on the {name}"
         if got is None:
             shape = tuple(getattr(got_value, "shape", ()))
             raise AssertionError(f"{call} should return a scalar tensor (the mean loss over the "
@@ -187,9 +189,13 @@ _PICK_CASES: list[tuple[list[str], set[str], str | None]] = [
 def _check_hard_negatives(fn: Callable[..., Any]) -> None:
     for ranked, positives, expected in _PICK_CASES:
         got = fn(list(ranked), set(positives))
+        call = f"pick_hard_negative({ranked!r}, {set(positives) or 'set()'})"
+        if got is not None and not isinstance(got, str):
+            raise AssertionError(f"{call} should return one id (a string) or None, got "
+                                 f"{type(got).__name__} {got!r}: return the first non-positive "
+                                 "id only, not all of them.")
         if got == expected:
             continue
-        call = f"pick_hard_negative({ranked!r}, {set(positives) or 'set()'})"
         if got in positives:
             why = (f" {got!r} is a positive of the query: used as a negative it would teach the "
                    "model to push a right answer away (a false negative).")
@@ -288,5 +294,5 @@ def _check_warmup(fn: Callable[..., Any]) -> None:
                         break
                 except ZeroDivisionError:
                     continue
-            shown = float(got) if isinstance(got, numbers.Real) else got
-            raise AssertionError(f"{call} should return {expected!r}, got {shown!r}.{why}")
+            shown = f"{float(got):.4f}" if isinstance(got, numbers.Real) else repr(got)
+            raise AssertionError(f"{call} should return {expected:.4f}, got {shown}.{why}")
