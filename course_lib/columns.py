@@ -93,3 +93,49 @@ CATEGORY_AFFINITY = "category_affinity"
 PRICE_SENSITIVITY = "price_sensitivity"
 BRAND_LOYALTY = "brand_loyalty"
 FAVORITE_BRANDS = "favorite_brands"
+
+# --- recommendation ------------------------------------------------------------
+# interactions: click / add_to_cart / purchase events, one row per (user, session, product)
+INTERACTION_TYPES = (CLICK, ADD_TO_CART, PURCHASE)
+SOURCE = "source"      # the candidate source of one row ("similarity", "cooccurrence", ...)
+SOURCES = "sources"    # the sources that proposed a merged candidate, e.g. ("popularity", "similarity")
+LABEL = "label"        # 1 for a held-out next item among the candidates, else 0
+
+# --- experiments ----------------------------------------------------------------
+# online A/B tests (course_lib.abtest, course_lib.stats): one row per user of an experiment
+VARIANT = "variant"        # the arm a user is in: CONTROL or TREATMENT
+CONTROL = "control"
+TREATMENT = "treatment"
+VARIANTS = (CONTROL, TREATMENT)
+DAY = "day"                # the day (from 0) a user enters the experiment
+VISITS = "visits"          # how many times the user saw a slate of recommendations
+IMPRESSIONS = "impressions"
+CLICKS = "clicks"
+PURCHASES = "purchases"
+REVENUE = "revenue"
+# experiment metrics, per variant
+USERS_COUNT = "users"                    # users in the variant
+CTR = "ctr"                              # clicks / impressions (a ratio metric)
+USER_CLICK_RATE = "user_click_rate"      # share of users with at least one click
+CONVERSION = "conversion"                # share of users with at least one purchase
+REVENUE_PER_USER = "revenue_per_user"    # mean revenue over all users of the variant (zeros count)
+EXPERIMENT_METRICS = (CTR, USER_CLICK_RATE, CONVERSION, REVENUE_PER_USER)
+
+# --- maps ---
+# explanations and the business workshop (course_lib.maps, course_lib.innovation)
+REASON = "reason"              # a ranker feature in words, e.g. "similarity to your history"
+CONTRIBUTION = "contribution"  # that reason's part of the score (weight × standardised feature)
+INTEREST = "interest"          # a user's share of interactions in a category (sums to 1)
+INTERACTIONS = "interactions"  # click + add_to_cart + purchase events of a product
+PRODUCTS_COUNT = "products"    # products in a group (category, price band)
+NO_INTERACTION = "no_interaction"  # products of a group without any interaction
+CATEGORY_A = "category_a"      # a category pair / rule "a -> b": the antecedent
+CATEGORY_B = "category_b"      # ... and the consequent
+BASKETS = "baskets"            # baskets (users or sessions) that hold both categories
+SUPPORT = "support"            # baskets with both / all baskets
+CONFIDENCE = "confidence"      # baskets with both / baskets with a
+LIFT = "lift"                  # support / (support(a) × support(b)); 1 = independent
+COMPLEMENT = "complement"      # whether the taxonomy lists the pair as complements
+PRICE_BAND = "price_band"      # 0 = cheapest quantile band of the product's category
+VISITORS = "visitors"          # revenue = visitors × CTR × conversion × order value
+ORDER_VALUE = "order_value"    # revenue per order

@@ -13,7 +13,9 @@ The DOT source is deterministic: the same calls give the same ``.source``::
     m                                  # displays itself in Jupyter / Colab
     render(m, "build/why", formats=("svg", "png"))
 
-Later maps add kinds with :func:`register_kind` (or a map's own ``styles=``).
+Later maps add kinds with :func:`register_kind` (or a map's own ``styles=``). ``to_svg(m)`` and
+``to_png_bytes(m)`` draw in memory. The course's own maps live in :mod:`course_lib.maps` and
+:mod:`course_lib.innovation`.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ __all__ = [
     "NODE_STYLES", "EDGE_STYLES", "EDGE_MEANING", "COURSE_STAGES", "COURSE_TITLE",
     "INSTALL_HINT",
     "MindMap", "GraphvizNotInstalled", "register_kind", "dot_available",
-    "render", "display_map", "course_concept_map",
+    "render", "to_bytes", "to_svg", "to_png_bytes", "display_map", "course_concept_map",
 ]
 
 # One style table: the kind of a node decides how it looks. Extend it with register_kind().
@@ -56,6 +58,11 @@ NODE_STYLES: dict[str, dict[str, str]] = {
     "query": {"shape": "cds", "style": "filled", "fillcolor": "#fbe3ec", "color": "#b03a64"},
     "attribute": {"shape": "tab", "style": "filled", "fillcolor": "#f2f2f2", "color": "#777777"},
     "metric": {"shape": "box3d", "style": "filled", "fillcolor": "#fff0d9", "color": "#d07a00"},
+    "idea": {"shape": "note", "style": "filled", "fillcolor": "#fff3b0", "color": "#b58b00",
+             "fontsize": "12"},
+    "figure": {"shape": "box", "style": "filled", "fillcolor": "#eaf4ff", "color": "#2f6db5"},
+    "placeholder": {"shape": "box", "style": "rounded,dashed", "color": "#b0b0b0",
+                    "fontcolor": "#777777"},
     "more": {"shape": "box", "style": "rounded,dashed", "color": "#888888",
              "fontcolor": "#555555", "fontsize": "10"},
 }
@@ -65,11 +72,14 @@ EDGE_STYLES: dict[str, dict[str, str]] = {
     "tree": {"color": "#8a8a8a", "arrowsize": "0.6"},
     "sequence": {"color": "#3b6fb6", "style": "dashed", "penwidth": "1.6", "constraint": "false"},
     "link": {"color": "#999999", "style": "dotted"},
+    "cooccur": {"color": "#d07a00", "dir": "none", "constraint": "false"},
+    "complement": {"color": "#2a7f7f", "style": "dashed", "dir": "none", "constraint": "false"},
     "more": {"color": "#aaaaaa", "style": "dashed", "arrowsize": "0.6"},
 }
 
 EDGE_MEANING: dict[str, str] = {
     "tree": "part of", "sequence": "next step", "link": "related", "more": "collapsed",
+    "cooccur": "bought together", "complement": "complements (taxonomy)",
 }
 
 GRAPH_ATTRS: dict[str, str] = {
@@ -376,6 +386,14 @@ class MindMap:
         """The DOT source (deterministic)."""
         return self.to_graphviz().source
 
+    def to_svg(self) -> str:
+        """The map drawn as SVG text (needs ``dot``; see :func:`to_svg`)."""
+        return to_svg(self)
+
+    def to_png_bytes(self) -> bytes:
+        """The map drawn as PNG bytes (needs ``dot``; see :func:`to_png_bytes`)."""
+        return to_png_bytes(self)
+
     def _repr_mimebundle_(self, include: Iterable[str] | None = None,
                           exclude: Iterable[str] | None = None, **kwargs: Any) -> dict:
         """Inline display in Jupyter/Colab; the DOT source as text when ``dot`` is missing."""
@@ -428,6 +446,30 @@ def render(mind_map: MapLike, path_stem: str | os.PathLike,
             os.replace(tmp_file, target)
             targets.append(target)
     return targets
+
+
+def to_bytes(mind_map: MapLike, fmt: str = "png") -> bytes:
+    """The map drawn in format ``fmt`` ("png", "svg", "pdf"...), in memory.
+
+    Raises :class:`GraphvizNotInstalled` (with ``.source``) when ``dot`` is missing.
+    """
+    graph = _as_graph(mind_map)
+    if not dot_available():
+        raise GraphvizNotInstalled(graph.source)
+    try:
+        return graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound as exc:
+        raise GraphvizNotInstalled(graph.source) from exc
+
+
+def to_svg(mind_map: MapLike) -> str:
+    """The map as SVG text (for a web page or a slide)."""
+    return to_bytes(mind_map, "svg").decode("utf-8")
+
+
+def to_png_bytes(mind_map: MapLike) -> bytes:
+    """The map as PNG bytes (e.g. ``IPython.display.Image(to_png_bytes(m))``)."""
+    return to_bytes(mind_map, "png")
 
 
 def display_map(mind_map: MapLike) -> None:

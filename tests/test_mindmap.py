@@ -321,3 +321,53 @@ def test_cycles_and_cross_links_still_draw_every_node():
     assert set(labels) == {"root", "a", "x", "y", "z"}
     drawn = [e for e in edges(m.source) if not e[0].startswith("__legend")]
     assert drawn == [("root", "a"), ("x", "y"), ("y", "z"), ("z", "x"), ("a", "root")]
+
+
+# -- in-memory drawing: to_svg / to_png_bytes ---------------------------------------------------
+@needs_dot
+def test_to_svg_and_png_bytes_in_memory():
+    m = course_concept_map()
+    svg = mindmap.to_svg(m)
+    root = ET.fromstring(svg.encode("utf-8"))
+    assert root.tag == f"{SVG_NS}svg"
+    titles = {g.findtext(f"{SVG_NS}title") for g in root.iter(f"{SVG_NS}g")
+              if g.get("class") == "node"}
+    assert {"course", "s00", "s08"} <= titles
+    png = m.to_png_bytes()
+    assert png[:8] == PNG_MAGIC and len(png) > 1000
+    assert m.to_svg() == svg and mindmap.to_bytes(m, "png")[:8] == PNG_MAGIC
+
+
+@pytest.mark.parametrize("route", ["which", "graphviz-backend", "which-monkeypatched"])
+def test_in_memory_drawing_without_dot_names_the_install_command(monkeypatch, tmp_path, route):
+    if route == "which-monkeypatched":  # graphviz's executable lookup finds nothing
+        monkeypatch.setattr(mindmap.shutil, "which", lambda *a, **k: None)
+        assert not dot_available()
+    else:
+        _no_dot_on_path(monkeypatch, tmp_path)
+        if route == "graphviz-backend":
+            monkeypatch.setattr(mindmap, "dot_available", lambda: True)
+    m = star(3)
+    for draw in (mindmap.to_png_bytes, mindmap.to_svg, lambda x: x.to_png_bytes()):
+        with pytest.raises(GraphvizNotInstalled) as info:
+            draw(m)
+        assert "apt-get install graphviz" in str(info.value)
+        assert "conda install -c conda-forge graphviz" in str(info.value)
+        assert info.value.source == m.source and "root -> c0" in info.value.source
+
+
+def test_workshop_kinds_and_cross_link_kinds_have_styles_and_legend():
+    m = MindMap()
+    m.add_node("r", "Ideas", kind="root")
+    m.add_child("r", "i", "Bundles", kind="idea")
+    m.add_child("i", "f", "lift: 1.4", kind="figure")
+    m.add_child("i", "q", "your number?", kind="placeholder")
+    m.add_edge("f", "q", kind="cooccur", weight=3)
+    m.add_edge("q", "f", kind="complement")
+    src = m.source
+    legend = {k for k in node_labels(src) if k.startswith("__legend_kind_")}
+    assert legend == {f"__legend_kind_{k}" for k in ("root", "idea", "figure", "placeholder")}
+    assert "cooccur: bought together" in src and "complement: complements (taxonomy)" in src
+    links = edges(src)
+    assert "dir=none" in links[("f", "q")] and "constraint=false" in links[("f", "q")]
+    assert "style=dashed" in links[("q", "f")]
