@@ -1,8 +1,6 @@
 """course_lib.explain: reasons from the ranker's own numbers, checked by deleting them (smoke world)."""
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,16 +12,7 @@ from course_lib import recommend_rank as RR
 from course_lib.cleaning import load_clean
 from course_lib.exercises import check, get, stub
 from course_lib.mindmap import MindMap
-
-
-class FakeEncoder:
-    """A deterministic stand-in for BERT: a text's vector is seeded by its CRC."""
-
-    def __init__(self, dim: int = 64):
-        self.dim = dim
-
-    def encode(self, texts):
-        return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim) for t in texts])
+from fakes import FakeEncoder, category_catalog
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +20,8 @@ def fitted():
     """The smoke world (category-structured vectors), a logistic and an MLP ranker trained on it."""
     tables = load_clean("smoke")
     products, events = tables[C.PRODUCTS], tables[C.EVENTS]
-    codes, _ = pd.factorize(products[C.CATEGORY])
-    vectors = np.eye(64)[codes % 64] + 0.3 * np.random.default_rng(0).normal(size=(len(products), 64))
-    catalog = R.Catalog(products, vectors)
-    rec = X.fit_recommender(products, events, catalog, encoder=FakeEncoder(), n_users=12, n_candidates=30, seed=0)
+    catalog = category_catalog(products)
+    rec = X.fit_recommender(products, events, catalog, encoder=FakeEncoder(64), n_users=12, n_candidates=30, seed=0)
     mlp = RR.train_ranker(rec.train_rows, "mlp", seed=0)
     return {"rec": rec, "mlp": mlp, "products": products, "events": events, "catalog": catalog}
 

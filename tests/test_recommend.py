@@ -3,7 +3,6 @@ cold start, the live session and bad input. Synthetic data for units; the smoke 
 from __future__ import annotations
 
 import math
-import zlib
 
 import numpy as np
 import pandas as pd
@@ -15,6 +14,7 @@ from course_lib import recommend_rank as RR
 from course_lib.cleaning import load_clean
 from course_lib.data import SchemaError
 from course_lib.exercises import check, get, stub
+from fakes import FakeEncoder, category_catalog
 
 T0 = pd.Timestamp("2026-01-01")
 
@@ -39,26 +39,12 @@ def log(*rows) -> pd.DataFrame:
                           C.SESSION_ID: r[3] if len(r) > 3 else f"s-{r[0]}"} for r in rows])
 
 
-class FakeEncoder:
-    """A deterministic stand-in for a BERT encoder: a text's vector is seeded by its CRC."""
-
-    def __init__(self, dim: int = 8):
-        self.dim, self.calls = dim, 0
-
-    def encode(self, texts):
-        self.calls += 1
-        return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=self.dim) for t in texts])
-
-
 @pytest.fixture(scope="module")
 def smoke():
     """The smoke world with category-structured vectors (no BERT needed), split and stepped."""
     tables = load_clean("smoke")
     products, events = tables[C.PRODUCTS], tables[C.EVENTS]
-    codes, _ = pd.factorize(products[C.CATEGORY])
-    rng = np.random.default_rng(0)
-    vectors = np.eye(64)[codes % 64] + 0.3 * rng.normal(size=(len(products), 64))
-    catalog = R.Catalog(products, vectors)
+    catalog = category_catalog(products)
     split = R.leave_last_out(R.interactions(events))
     val = RR.make_step(split[C.TRAIN], split[C.VALIDATION])
     test = RR.make_step(pd.concat([split[C.TRAIN], split[C.VALIDATION]]), split[C.TEST])
