@@ -95,10 +95,25 @@ def test_concept_map_has_every_stage_concepts_and_sequence():
                     "ndcg@10 / recall@100 / mrr@10", "int8 quantisation", "PII scrubbing"):
         assert concept in text
     for module in ("course_lib.cleaning", "course_lib.encoding/.retrieval", "course_lib.finetune",
-                   "course_lib.recommend", "course_lib.evaluation", "course_lib.mindmap",
-                   "course_lib.serving"):
+                   "course_lib.recommend", "course_lib.abtest/.stats", "course_lib.maps/.explain",
+                   "course_lib.innovation", "course_lib.serving"):
         assert module in text
     assert "+" not in "".join(k for k in labels if "more" in k)  # nothing collapsed
+
+
+def test_concept_map_names_modules_that_exist():
+    import importlib
+
+    from course_lib.mindmap import COURSE_STAGES
+
+    planned = {"08"}  # lessons whose module is not written yet
+    for code, _title, named, _concepts in COURSE_STAGES:
+        if named is None or code in planned:
+            continue
+        first, *others = named.split("/")
+        importlib.import_module(first)
+        for other in others:  # "course_lib.encoding/.retrieval" names course_lib.retrieval too
+            importlib.import_module(first.rsplit(".", 1)[0] + other)
 
 
 def test_concept_map_source_is_deterministic():
