@@ -489,7 +489,7 @@ _KEY_FIELDS = ("model", "model_sha256", "pooling", "normalize", "mixed_precision
 _ENCODE_KEYS = {"batch_size", "pooling", "normalize", "show_progress", "mixed_precision"}
 
 
-def _write_atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Any) -> None:
     """Write a file through a temporary file in the same folder, fsync, then ``os.replace``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -595,12 +595,12 @@ class EmbeddingStore:
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         vectors_file = f"{name}-{digest[:16]}.npy"
-        _write_atomic(self.directory / vectors_file, lambda f: f.write(data))
+        write_atomic(self.directory / vectors_file, lambda f: f.write(data))
         full = {**(meta or {}), "ids": ids, "n": len(ids), "dim": int(vectors.shape[1]),
                 "vectors_file": vectors_file, "vectors_sha256": digest,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         text = json.dumps(full, ensure_ascii=False, indent=1)
-        _write_atomic(path, lambda f: f.write(text.encode("utf-8")))   # the commit point
+        write_atomic(path, lambda f: f.write(text.encode("utf-8")))   # the commit point
         for old in self.directory.glob(f"{_glob_escape(name)}-*.npy"):
             if old.name != vectors_file and re.fullmatch(re.escape(name) + r"-[0-9a-f]{16}\.npy",
                                                          old.name):
