@@ -115,6 +115,13 @@ def test_every_exercise_accepts_solution_rejects_stub_and_wrong(name, capsys):
         assert out.startswith(f"❌ {name}: ") and out.count("\n") == 1, out
 
 
+def test_exercises_from_lesson_03_on_have_at_least_three_wrong_answers():
+    later = [name for name in ALL if name[:2] >= "03"]
+    assert later
+    for name in later:
+        assert len(wrong_answers_for(name)) >= 3, name
+
+
 def test_exercise_modules_register_their_own_prefix():
     # check() finds "NN.topic" by importing course_lib.exercises_NN, so the names must match
     for module in exercises._exercise_modules():

@@ -13,7 +13,6 @@ from course_lib import recommend as R
 from course_lib import recommend_rank as RR
 from course_lib.cleaning import load_clean
 from course_lib.data import SchemaError
-from course_lib.exercises import check, get, stub
 from fakes import FakeEncoder, category_catalog
 
 T0 = pd.Timestamp("2026-01-01")
@@ -368,17 +367,3 @@ def test_smoke_pipeline_hybrid_beats_random(smoke):
     table = R.compare_recommenders(runs, warm, cat, R.popularity(test.log))
     assert table.loc["hybrid stacked", "recall@10"] > table.loc["random", "recall@10"]
     assert (runs["hybrid logistic"].groupby(C.USER_ID).size() == 10).all()
-
-
-# -- exercises ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["04.attention_interest", "04.intra_list_diversity", "04.cooccurrence"])
-def test_exercise_accepts_solution_rejects_stub_and_wrong_answers(name, capsys):
-    ex = get(name)
-    assert check(name, ex.solution) is True
-    assert check(name, stub) is False
-    assert len(ex.wrong) >= 3
-    for wrong in ex.wrong:
-        assert check(name, wrong) is False, wrong.__name__
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("✅") and out[1].startswith("⏭")
-    assert all(line.startswith("❌") for line in out[2:])

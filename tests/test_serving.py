@@ -12,7 +12,6 @@ import pytest
 from course_lib import columns as C
 from course_lib import serving as S
 from course_lib.encoding import Encoder, default_model_path, load_encoder, product_texts
-from course_lib.exercises import check, get, stub
 from course_lib.retrieval import DenseIndex
 from course_lib.shop_demo import PROMPT, ShopDemo, session_contributions
 from fakes import category_catalog
@@ -268,14 +267,3 @@ def test_pq_index_needs_fewer_bytes_per_vector_than_flat():
     assert pq["gb_at_10_000_000"] < flat["gb_at_10_000_000"]
     with pytest.raises(ValueError, match="m=10 must divide"):
         S.compressed_index_table(x[:300], x[300:], m=10)
-
-
-# -- exercises -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["08.latency_percentiles", "08.pq_bytes_per_vector", "08.products_to_encode"])
-def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers(name, capsys):
-    ex = get(name)
-    assert check(name, ex.solution)
-    assert not check(name, stub)
-    for wrong in ex.wrong:
-        assert not check(name, wrong), wrong.__doc__
-    assert "not attempted" in capsys.readouterr().out
