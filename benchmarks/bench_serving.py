@@ -3,7 +3,8 @@
 1. **Dynamic int8 quantisation** of the course encoder (all-MiniLM-L6-v2, CPU): model size (MB of
    the serialised state dict), encoding speed (texts/s on the first ``--n-speed`` product texts,
    float and int8 timed alternately, best of ``--repeats``) and ndcg@10 of dense search over the
-   whole catalogue for the test queries, with the int8 / float ratio.
+   whole catalogue for the test queries (``--split all``: all queries), with the int8 / float ratio;
+   the ``int8 (queries)`` row searches the float product vectors with int8 query vectors.
 2. **Compressed faiss indexes** on synthetic clustered 384-d vectors (``--n``, default 200k):
    exact flat, IVF-Flat, IVF-PQ (m=48, 8 bits) and optionally OPQ + IVF-PQ: bytes/vector from
    ``faiss.serialize_index``, recall@10 against exact search, single-query p50, and the memory
@@ -40,7 +41,9 @@ def quantization_table(args: argparse.Namespace) -> pd.DataFrame:
 
     tables = load_clean(args.profile)
     products = tables[C.PRODUCTS]
-    queries = tables[C.QUERIES][tables[C.QUERIES][C.SPLIT] == C.TEST]
+    queries = tables[C.QUERIES]
+    if args.split != "all":     # the pretrained encoder never trained on any split, so "all" is fair too
+        queries = queries[queries[C.SPLIT] == args.split]
     encoder = load_encoder(device="cpu")
     t = time.perf_counter()
     quantized = S.quantize_encoder(encoder)
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="workshop")
     parser.add_argument("--n-speed", type=int, default=1000, help="product texts timed per model")
+    parser.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
+                        help="queries scored for ndcg@10 (all: four times the test split, less noisy)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n", type=int, default=200_000, help="synthetic vectors indexed")
     parser.add_argument("--queries", type=int, default=200)
@@ -91,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## Dynamic int8 quantisation (CPU)\n")
         print(table.to_string(float_format=lambda v: f"{v:.3f}"))
         speedup = table.loc["int8 / float32", "texts_per_s"]
-        drop = table.loc["float32", "ndcg@10"] - table.loc["int8", "ndcg@10"]
-        print(f"\nint8 is {speedup:.2f}x as fast (goal >= 1.5x: {'met' if speedup >= 1.5 else 'NOT met'}); "
-              f"ndcg@10 {drop:+.4f} lower (goal <= 0.01: {'met' if drop <= 0.01 else 'NOT met'}); "
+        print(f"\nint8 is {speedup:.2f}x as fast (goal >= 1.5x: {'met' if speedup >= 1.5 else 'NOT met'}), "
               f"{table.loc['int8 / float32', 'size_mb']:.2f}x the size", flush=True)
+        for row, what in (("int8", "queries and catalogue int8"), ("int8 (queries)", "queries int8, catalogue float")):
+            change = table.loc[row, "ndcg@10"] - table.loc["float32", "ndcg@10"]
+            print(f"  {what}: ndcg@10 {change:+.4f} (goal: within 0.01: {'met' if abs(change) <= 0.01 else 'NOT met'})")
     if not args.skip_index:
         table = index_table(args)
         flat = table.iloc[0]

@@ -85,7 +85,11 @@ def test_int8_encoder_is_close_to_float_and_smaller(minilm, fitted):  # noqa: F8
     a, b = encoder.encode(texts, show_progress=False), q.encode(texts, show_progress=False)
     cosine = (a * b).sum(axis=1)
     assert cosine.mean() > 0.98 and cosine.min() > 0.95, (cosine.mean(), cosine.min())
-    assert S.model_size_mb(q) < 0.75 * S.model_size_mb(encoder)
+    assert S.model_size_mb(q) < 0.35 * S.model_size_mb(encoder)  # int8 linears and word embeddings
+    linear_only = S.quantize_encoder(encoder, quantize_embeddings=False)
+    assert 0.5 * S.model_size_mb(encoder) < S.model_size_mb(linear_only) < 0.75 * S.model_size_mb(encoder)
+    assert linear_only.fingerprint() != q.fingerprint()        # a different recipe, a different cache key
+    assert np.allclose(linear_only.encode(texts[:4], show_progress=False), b[:4], atol=0.05)
     assert encoder.fingerprint() == before                     # the float model is untouched
     assert q.fingerprint() != before and len(q.fingerprint()) == 64
     assert "int8" in q.name and q.device.type == "cpu"
@@ -105,7 +109,8 @@ def test_compare_quantized_gives_a_side_by_side_table(tiny):
     products = products[products[C.PRODUCT_ID].isin(qrels[C.PRODUCT_ID]) | (np.arange(len(products)) < 60)]
     qrels = qrels[qrels[C.PRODUCT_ID].isin(products[C.PRODUCT_ID])]
     table = S.compare_quantized(tiny, S.quantize_encoder(tiny), products, queries, qrels, n_speed=32)
-    assert list(table.index) == ["float32", "int8"]
+    assert list(table.index) == ["float32", "int8", "int8 (queries)"]
+    assert table.loc["int8", "size_mb"] == table.loc["int8 (queries)", "size_mb"] < table.loc["float32", "size_mb"]
     assert list(table.columns) == ["size_mb", "texts_per_s", "ndcg@10"]
     assert (table["texts_per_s"] > 0).all() and table["ndcg@10"].between(0, 1).all()
     ratio = S.with_ratio(table, "int8", "float32")
@@ -114,6 +119,14 @@ def test_compare_quantized_gives_a_side_by_side_table(tiny):
     queries_only = S.compare_quantized(tiny, S.quantize_encoder(tiny), products, queries, qrels, n_speed=16,
                                        int8_products=False)
     assert list(queries_only.index) == ["float32", "int8 (queries)"]
+    # the same model on both sides: every row searches the same vectors, so every ndcg is equal
+    same = S.compare_quantized(tiny, tiny, products, queries, qrels, n_speed=8)
+    assert same["ndcg@10"].nunique() == 1
+    # the queries-only row searches the float product vectors it is given
+    given = tiny.encode(product_texts(products).tolist(), show_progress=False)
+    shuffled = S.compare_quantized(tiny, tiny, products, queries, qrels, n_speed=8, int8_products=False,
+                                   product_vectors=given[::-1].copy())
+    assert shuffled.loc["int8 (queries)", "ndcg@10"] == shuffled.loc["float32", "ndcg@10"] != same.loc["float32", "ndcg@10"]
     with pytest.raises(KeyError, match="no row 'fp16'"):
         S.with_ratio(table, "fp16", "float32")
     with pytest.raises(ValueError, match="no queries"):
