@@ -192,14 +192,15 @@ def generate_lessons(solutions_dir: Path | str | None = None, lessons_dir: Path 
 
 # -- execution ------------------------------------------------------------------------------
 
-def _execute(nb: NotebookNode, cwd: Path, profile: str, timeout: int) -> None:
-    """Run ``nb`` in place in a fresh ``python3`` kernel with ``COURSE_PROFILE=profile``."""
+def _execute(nb: NotebookNode, cwd: Path, profile: str, timeout: int, timing: bool = False) -> None:
+    """Run ``nb`` in place in a fresh ``python3`` kernel with ``COURSE_PROFILE=profile``; with
+    ``timing``, each cell's ``metadata.execution`` records when it started and finished."""
     from nbclient import NotebookClient
 
     env = dict(os.environ)
     env[PROFILE_ENV] = profile
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, record_timing=False,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, record_timing=timing,
                             resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)
 
@@ -280,7 +281,7 @@ def run_course(profile: str = "workshop", solutions_dir: Path | str | None = Non
         start = time.perf_counter()
         error = None
         try:
-            _execute(nb, sdir, profile, timeout)
+            _execute(nb, sdir, profile, timeout, timing=True)   # build/ shows which cells are slow
         except Exception as err:  # noqa: BLE001 - a failing lesson must not stop the course
             error = _error_line(err)
         seconds = round(time.perf_counter() - start, 2)
@@ -290,7 +291,8 @@ def run_course(profile: str = "workshop", solutions_dir: Path | str | None = Non
         except Exception as err:  # noqa: BLE001
             error = error or f"HTML export: {_error_line(err)}"
         entry: dict[str, Any] = {"name": path.name, "status": "failed" if error else "ok",
-                                 "seconds": seconds, "key_figures": extract_key_figures(nb)}
+                                 "seconds": seconds, "key_figures": extract_key_figures(nb),
+                                 "slowest_cells": slowest_cells(nb)}
         if error:
             entry["error"] = error
         lessons.append(entry)
@@ -305,6 +307,26 @@ def run_course(profile: str = "workshop", solutions_dir: Path | str | None = Non
     atomic_write(bdir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     atomic_write(bdir / "summary.md", summary_markdown(summary))
     return summary
+
+
+def slowest_cells(nb: NotebookNode, n: int = 3) -> list[dict[str, Any]]:
+    """The ``n`` slowest code cells of an executed notebook, slowest first: ``cell`` (its index
+    among all cells, as nbval counts), ``seconds`` and ``source`` (its first line). Needs the
+    ``metadata.execution`` timestamps that ``run_course`` records; cells without them are skipped."""
+    from datetime import datetime
+
+    timed = []
+    for index, cell in enumerate(nb.cells):
+        stamps = cell.get("metadata", {}).get("execution", {})
+        start, end = stamps.get("iopub.execute_input"), stamps.get("shell.execute_reply")
+        if cell.cell_type != "code" or not (start and end):
+            continue
+        seconds = (datetime.fromisoformat(end.replace("Z", "+00:00"))
+                   - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+        first = next((line.strip() for line in cell.source.splitlines()
+                      if line.strip() and not line.lstrip().startswith("#")), "")
+        timed.append({"cell": index, "seconds": round(seconds, 2), "source": first[:80]})
+    return sorted(timed, key=lambda c: -c["seconds"])[:n]
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -323,7 +345,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"| {cell(entry['name'])} | {mark} | {entry['seconds']:.1f} | "
                      f"{cell(figures(entry['key_figures']))} | {cell(entry.get('error', ''))} |")
     lines += ["", f"Total: {summary['total_seconds']:.1f} s; "
-                  f"{len(summary['failed'])} of {len(summary['lessons'])} lessons failed."]
+                  f"{len(summary['failed'])} of {len(summary['lessons'])} lessons failed.",
+              "", "## Slowest cells", "", "| lesson | cell | seconds | first line |", "|---|---:|---:|---|"]
+    for entry in summary["lessons"]:
+        for slow in entry.get("slowest_cells", []):
+            lines.append(f"| {cell(entry['name'])} | {slow['cell']} | {slow['seconds']:.1f} | "
+                         f"`{cell(slow['source']).replace('`', '')}` |")
     return "\n".join(lines) + "\n"
 
 

@@ -233,6 +233,7 @@ def test_run_course_records_failures_and_goes_on(tmp_path):
              "show_key_figures({'profile': os.environ['COURSE_PROFILE'], 'pi': 3.14159265,"
              " 'cwd': os.path.basename(os.getcwd())}, lesson='01')"),
         code("show_key_figures({'pi': 3.0})"),
+        code("# a slow cell\nimport time\ntime.sleep(0.5)"),
     ))
     summary = run_course("smoke", sols, build, timeout=60)
 
@@ -245,11 +246,16 @@ def test_run_course_records_failures_and_goes_on(tmp_path):
     assert summary["failed"] == ["00_fails.ipynb"] and summary["profile"] == "smoke"
     assert all(entry["seconds"] > 0 for entry in summary["lessons"])
     assert summary["total_seconds"] >= ok["seconds"] + failed["seconds"]
+    slowest = ok["slowest_cells"]
+    assert [c["cell"] for c in slowest][:1] == [2] and slowest[0]["source"] == "import time"
+    assert slowest[0]["seconds"] >= 0.5 and len(slowest) == 3
+    assert [c["seconds"] for c in slowest] == sorted((c["seconds"] for c in slowest), reverse=True)
 
     assert json.loads((build / "summary.json").read_text()) == summary
     md = (build / "summary.md").read_text()
     assert "| 00_fails.ipynb | ❌ failed |" in md and "ValueError: boom" in md
     assert "profile=smoke, pi=3.0, cwd=solutions" in md
+    assert "| 01_ok.ipynb | 2 |" in md and "`import time`" in md
     executed = nbformat.read(build / "notebooks" / "01_ok.ipynb", as_version=4)
     assert extract_key_figures(executed) == ok["key_figures"]
     html = (build / "html" / "01_ok.html").read_text()
