@@ -44,7 +44,7 @@ import pandas as pd
 
 from . import columns as C
 from . import data, stats
-from .evaluation import evaluate
+from .evaluation import evaluate, sort_run
 
 Recommender = Union[pd.DataFrame, Callable[[list[str], int], pd.DataFrame]]
 
@@ -332,21 +332,8 @@ def recommendations(recommender: Recommender, user_ids: Sequence[str], k: int) -
     if not user_ids:
         raise ValueError("no users to recommend for")
     run = recommender(user_ids, k) if callable(recommender) else recommender
-    _require(run, [C.USER_ID, C.PRODUCT_ID], "the recommender's run")
-    order = C.SCORE if C.SCORE in run.columns else C.RANK if C.RANK in run.columns else None
-    if order is None:
-        raise ValueError(f"the recommender's run needs a {C.SCORE!r} or {C.RANK!r} column; "
-                         f"it has {list(run.columns)}")
-    if run.empty:
-        raise ValueError("the recommender's run is empty: it recommends nothing to anyone")
+    run = sort_run(run, C.USER_ID, "the recommender's run")
     run = run[run[C.USER_ID].isin(set(user_ids))]
-    dup = run.duplicated([C.USER_ID, C.PRODUCT_ID])
-    if dup.any():
-        first = run.loc[dup, [C.USER_ID, C.PRODUCT_ID]].iloc[0].tolist()
-        raise ValueError(f"the recommender lists {int(dup.sum())} (user_id, product_id) pair(s) "
-                         f"twice, e.g. {first}")
-    run = run.sort_values([C.USER_ID, order, C.PRODUCT_ID],
-                          ascending=[True, order == C.RANK, True], kind="mergesort")
     run = run.groupby(C.USER_ID, sort=False).head(k)
     counts = run[C.USER_ID].value_counts().reindex(user_ids, fill_value=0)
     short = counts[counts < k]

@@ -281,22 +281,30 @@ def _no_nulls(df: pd.DataFrame, cols: Sequence[str], what: str) -> None:
             raise ValueError(f"{what} has {int(bad.sum())} missing value(s) in column {col!r}")
 
 
-def _ranked_from_frame(run: pd.DataFrame) -> dict[Hashable, list[Hashable]]:
-    _require_columns(run, [C.QUERY_ID, C.PRODUCT_ID], "run")
+def sort_run(run: pd.DataFrame, key: str, what: str = "run") -> pd.DataFrame:
+    """``run`` checked and sorted best first within each ``key`` (``query_id`` or ``user_id``):
+    by ``score`` descending, else by ``rank`` ascending, ties by ``product_id``. Raises a
+    ``ValueError`` naming ``what`` for a missing column, an empty run, missing values, or a
+    (key, product_id) pair listed twice."""
+    _require_columns(run, [key, C.PRODUCT_ID], what)
     order_col = SCORE if SCORE in run.columns else RANK if RANK in run.columns else None
     if order_col is None:
-        raise ValueError(f"run needs a {SCORE!r} or a {RANK!r} column to order products; "
+        raise ValueError(f"{what} needs a {SCORE!r} or a {RANK!r} column to order products; "
                          f"it has {list(run.columns)}")
     if run.empty:
-        raise ValueError("the run is empty: it retrieves no product for any query")
-    _no_nulls(run, [C.QUERY_ID, C.PRODUCT_ID, order_col], "run")
-    dup = run.duplicated([C.QUERY_ID, C.PRODUCT_ID])
+        raise ValueError(f"{what} is empty: it lists no product for anyone")
+    _no_nulls(run, [key, C.PRODUCT_ID, order_col], what)
+    dup = run.duplicated([key, C.PRODUCT_ID])
     if dup.any():
-        first = run.loc[dup, [C.QUERY_ID, C.PRODUCT_ID]].iloc[0].tolist()
-        raise ValueError(f"run lists {int(dup.sum())} (query_id, product_id) pair(s) twice, "
-                         f"e.g. {first}; keep one row per retrieved product")
-    ordered = run.sort_values([C.QUERY_ID, order_col, C.PRODUCT_ID],
-                              ascending=[True, order_col == RANK, True], kind="mergesort")
+        first = run.loc[dup, [key, C.PRODUCT_ID]].iloc[0].tolist()
+        raise ValueError(f"{what} lists {int(dup.sum())} ({key}, product_id) pair(s) twice, "
+                         f"e.g. {first}; keep one row per product")
+    return run.sort_values([key, order_col, C.PRODUCT_ID],
+                           ascending=[True, order_col == RANK, True], kind="mergesort")
+
+
+def _ranked_from_frame(run: pd.DataFrame) -> dict[Hashable, list[Hashable]]:
+    ordered = sort_run(run, C.QUERY_ID, "run")
     ranked: dict[Hashable, list[Hashable]] = {}
     for qid, pid in zip(ordered[C.QUERY_ID].tolist(), ordered[C.PRODUCT_ID].tolist()):
         ranked.setdefault(qid, []).append(pid)

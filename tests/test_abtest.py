@@ -308,7 +308,7 @@ def test_empty_run_and_missing_columns(tiny):
     empty = pd.DataFrame(columns=[C.USER_ID, C.PRODUCT_ID, C.SCORE])
     with pytest.raises(ValueError, match="run is empty"):
         A.run_experiment(tiny, {C.CONTROL: empty, C.TREATMENT: empty}, k=3)
-    with pytest.raises(ValueError, match="'score' or 'rank'"):
+    with pytest.raises(ValueError, match="'score' or a 'rank' column"):
         A.recommendations(pd.DataFrame({C.USER_ID: ["u01"], C.PRODUCT_ID: ["P00"]}), ["u01"], 1)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['product_id'\]"):
         A.recommendations(pd.DataFrame({C.USER_ID: ["u01"], C.SCORE: [1.0]}), ["u01"], 1)
